@@ -1,0 +1,1 @@
+"""CE Hub Ledger."""
