@@ -1,0 +1,72 @@
+"""Settings of a process: where Kafka is, where the store is, what the ledger is called.
+
+Read once at the edge (CLI start-up) from environment variables, then overridden by flags, then
+passed down explicitly; nothing below the CLI reads the environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+DEFAULT_DATA_DIR = Path("var")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a process needs to find its infrastructure.
+
+    ``database_url`` defaults to a SQLite file inside ``data_dir`` so that a newcomer needs
+    no database server; PostgreSQL is one URL away (``postgresql+psycopg://...``).
+    """
+
+    bootstrap: str = DEFAULT_BOOTSTRAP
+    data_dir: Path = DEFAULT_DATA_DIR
+    database_url: str | None = None
+    topic_prefix: str = "cehub"
+    ledger_name: str = "cehub.local/ledger"
+    event_partitions: int = 4
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'cehub.sqlite').resolve()}"
+
+    def topic(self, name: str) -> str:
+        """Full topic name, e.g. ``topic("events") == "cehub.events"``."""
+        return f"{self.topic_prefix}.{name}"
+
+    def replace(self, **changes: object) -> Settings:
+        """A copy with the given fields changed; ``None`` values are ignored (unset flags)."""
+        kept = {k: v for k, v in changes.items() if v is not None}
+        return dataclasses.replace(self, **kept)  # type: ignore[arg-type]
+
+
+ENV_VARS = {
+    "CEHUB_BOOTSTRAP": "bootstrap",
+    "CEHUB_DATA_DIR": "data_dir",
+    "CEHUB_DATABASE_URL": "database_url",
+    "CEHUB_TOPIC_PREFIX": "topic_prefix",
+    "CEHUB_LEDGER_NAME": "ledger_name",
+    "CEHUB_EVENT_PARTITIONS": "event_partitions",
+}
+
+
+def settings_from_env(environ: Mapping[str, str]) -> Settings:
+    """Settings from ``CEHUB_*`` variables; unset or empty variables keep the defaults."""
+    values: dict[str, object] = {}
+    for var, field in ENV_VARS.items():
+        raw = environ.get(var)
+        if not raw:
+            continue
+        if field == "data_dir":
+            values[field] = Path(raw)
+        elif field == "event_partitions":
+            values[field] = int(raw)
+        else:
+            values[field] = raw
+    return Settings().replace(**values)

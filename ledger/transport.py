@@ -1,0 +1,123 @@
+"""Kafka adapter shared by the emitter, the hub and the CLI: topic declarations and admin calls.
+
+The project creates its own topics (broker auto-creation is off) with explicit partition counts
+and retention: the ledger topics keep their data forever, because the ledger can be rebuilt from
+them. kafka-python errors are translated into :class:`ledger.errors.TransportError` here and
+never escape this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from ledger.config import Settings
+from ledger.errors import TransportError
+
+KEEP_FOREVER = {"retention.ms": "-1", "retention.bytes": "-1"}
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """A topic the project owns: name, partitions and the configs it is created with."""
+
+    name: str
+    partitions: int
+    configs: Mapping[str, str]
+
+
+def ledger_topics(settings: Settings) -> tuple[TopicSpec, ...]:
+    """The topics of DESIGN.md section 2.
+
+    ``events`` is partitioned by producer (the verify stage scales out on it); ``verified`` has
+    one partition because the sequencer is the single writer of the ledger.
+    """
+    return (
+        TopicSpec(settings.topic("events"), settings.event_partitions, KEEP_FOREVER),
+        TopicSpec(settings.topic("verified"), 1, KEEP_FOREVER),
+        TopicSpec(settings.topic("rejected"), 1, KEEP_FOREVER),
+        TopicSpec(settings.topic("receipts"), 1, KEEP_FOREVER),
+        TopicSpec(settings.topic("checkpoints"), 1, KEEP_FOREVER),
+    )
+
+
+@contextmanager
+def admin_client(bootstrap: str, timeout_ms: int = 10_000) -> Iterator[KafkaAdminClient]:
+    """An admin client whose connection errors come out as TransportError."""
+    try:
+        client = KafkaAdminClient(
+            bootstrap_servers=bootstrap,
+            client_id="cehub-admin",
+            request_timeout_ms=timeout_ms,
+            bootstrap_timeout_ms=timeout_ms,
+        )
+    except KafkaError as exc:
+        raise TransportError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+    try:
+        yield client
+    except KafkaError as exc:
+        raise TransportError(f"Kafka admin request to {bootstrap} failed: {exc}") from exc
+    finally:
+        client.close()
+
+
+def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec]) -> tuple[str, ...]:
+    """Create the topics that do not exist yet; return the names created (idempotent)."""
+    wanted = list(specs)
+    with admin_client(bootstrap) as admin:
+        existing = set(admin.list_topics())
+        missing = [s for s in wanted if s.name not in existing]
+        if not missing:
+            return ()
+        new = [NewTopic(s.name, s.partitions, 1, topic_configs=dict(s.configs)) for s in missing]
+        # Another process may win the race; the topic then exists, which is all we need.
+        with suppress(TopicAlreadyExistsError):
+            admin.create_topics(new, wait_for_metadata=True)
+    return tuple(s.name for s in missing)
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerInfo:
+    bootstrap: str
+    cluster_id: str | None
+    broker_count: int
+    topics: tuple[str, ...]
+
+
+def describe_broker(bootstrap: str, timeout_ms: int = 5_000) -> BrokerInfo:
+    """What `cehub status` shows: does the broker answer, which cluster, which topics."""
+    with admin_client(bootstrap, timeout_ms) as admin:
+        cluster = admin.describe_cluster()
+        topics = tuple(sorted(t for t in admin.list_topics() if not t.startswith("__")))
+    return BrokerInfo(
+        bootstrap=bootstrap,
+        cluster_id=cluster.get("cluster_id"),
+        broker_count=len(cluster.get("brokers", [])),
+        topics=topics,
+    )
+
+
+def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """The next offset to be written in each partition of ``topic`` (its high-water marks)."""
+    try:
+        consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap,
+            client_id="cehub-offsets",
+            request_timeout_ms=10_000,
+            enable_auto_commit=False,
+        )
+    except KafkaError as exc:
+        raise TransportError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        return {tp.partition: offset for tp, offset in consumer.end_offsets(tps).items()}
+    except KafkaError as exc:
+        raise TransportError(f"cannot read end offsets of {topic}: {exc}") from exc
+    finally:
+        consumer.close()
