@@ -19,8 +19,8 @@ from kafka.errors import KafkaError
 from consumers.worker import run_worker
 from ledger.config import Settings
 from ledger.errors import TransportError
-from ledger.sqlstore import RawRecord, SmokeStore, open_engine
-from ledger.transport import TopicSpec, end_offsets, ensure_topics
+from ledger.sqlstore import SmokeStore, open_engine
+from ledger.transport import Record, TopicSpec, end_offsets, ensure_topics
 
 SMOKE_BATCH = 200
 
@@ -35,6 +35,7 @@ def build_smoke_app(settings: Settings, store: SmokeStore, topic_name: str) -> f
         topic_disable_leader=True,
         topic_allow_declare=False,
         consumer_auto_offset_reset="earliest",
+        datadir=str(settings.data_dir / "faust"),
     )
     topic = app.topic(topic_name, key_serializer="raw", value_serializer="raw")
 
@@ -44,7 +45,7 @@ def build_smoke_app(settings: Settings, store: SmokeStore, topic_name: str) -> f
             raise TypeError(f"unexpected stream type {type(stream)!r}")
         async for events in stream.take_events(SMOKE_BATCH, within=0.2):
             batch = [
-                RawRecord(
+                Record(
                     topic=e.message.topic,
                     partition=e.message.partition,
                     offset=e.message.offset,
