@@ -29,6 +29,15 @@ class Settings:
     topic_prefix: str = "cehub"
     ledger_name: str = "cehub.local/ledger"
     event_partitions: int = 4
+    authority_key: Path | None = None
+    """PEM file of the hub authority's key (private, or public only for a hub that does not
+    enrol); default ``<data_dir>/keys/authority.pem``."""
+    authority_public_key: str | None = None
+    """Base64 of the authority's raw Ed25519 public key; wins over ``authority_key``."""
+
+    @property
+    def effective_authority_key(self) -> Path:
+        return self.authority_key or self.data_dir / "keys" / "authority.pem"
 
     @property
     def effective_database_url(self) -> str:
@@ -53,6 +62,8 @@ ENV_VARS = {
     "CEHUB_TOPIC_PREFIX": "topic_prefix",
     "CEHUB_LEDGER_NAME": "ledger_name",
     "CEHUB_EVENT_PARTITIONS": "event_partitions",
+    "CEHUB_AUTHORITY_KEY": "authority_key",
+    "CEHUB_AUTHORITY_PUBLIC_KEY": "authority_public_key",
 }
 
 
@@ -63,7 +74,7 @@ def settings_from_env(environ: Mapping[str, str]) -> Settings:
         raw = environ.get(var)
         if not raw:
             continue
-        if field == "data_dir":
+        if field in ("data_dir", "authority_key"):
             values[field] = Path(raw)
         elif field == "event_partitions":
             values[field] = int(raw)

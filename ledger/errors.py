@@ -78,6 +78,9 @@ class Reason(enum.StrEnum):
     # certificates
     CERTIFICATE_INVALID = "certificate.invalid"
     CLAIM_MISMATCH = "certificate.claim_mismatch"
+    # audit
+    PROJECTION_MISMATCH = "audit.projection_mismatch"
+    REPLAY_DIVERGED = "audit.replay_diverged"
     # infrastructure
     STORE_FAILED = "infra.store_failed"
     TRANSPORT_FAILED = "infra.transport_failed"

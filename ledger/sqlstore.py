@@ -7,11 +7,11 @@ translation of SQLAlchemy errors into :class:`ledger.errors.StoreError` live in 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     BigInteger,
@@ -35,6 +35,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from ledger.errors import StoreError
+
+if TYPE_CHECKING:
+    from ledger.transport import Record
 
 
 def open_engine(url: str) -> Engine:
@@ -113,15 +116,6 @@ consumer_positions = Table(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class RawRecord:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
-
-
 class SmokeStore:
     """Stores raw records once each, with the stage's position, in one transaction."""
 
@@ -143,7 +137,7 @@ class SmokeStore:
             )
             return {(r.topic, r.partition): r.next_offset for r in rows}
 
-    def record(self, records: list[RawRecord]) -> int:
+    def record(self, records: Sequence[Record]) -> int:
         """Append the records not seen before; return how many were new."""
         if not records:
             return 0

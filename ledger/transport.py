@@ -121,3 +121,53 @@ def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
         raise TransportError(f"cannot read end offsets of {topic}: {exc}") from exc
     finally:
         consumer.close()
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One Kafka record as the stages see it, whoever consumed it (faust or kafka-python)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+def read_range(bootstrap: str, topic: str, partition: int, start: int, end: int) -> list[Record]:
+    """Records ``[start, end)`` of one partition, read directly with kafka-python.
+
+    The stages use it to fill a gap between their stored position and the first record faust
+    hands them (faust-streaming can commit past in-flight messages, issue 606), so correctness
+    never depends on faust's committed offsets.
+    """
+    if end <= start:
+        return []
+    tp = TopicPartition(topic, partition)
+    try:
+        consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap,
+            client_id="cehub-gap-reader",
+            enable_auto_commit=False,
+            request_timeout_ms=30_000,
+        )
+    except KafkaError as exc:
+        raise TransportError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+    records: list[Record] = []
+    try:
+        consumer.assign([tp])
+        consumer.seek(tp, start)
+        while len(records) < end - start:
+            batch = consumer.poll(timeout_ms=5_000).get(tp, [])
+            if not batch:
+                raise TransportError(f"{topic}[{partition}] gave no record at offset {start}")
+            records.extend(
+                Record(m.topic, m.partition, m.offset, m.key, m.value)
+                for m in batch
+                if m.offset < end
+            )
+    except KafkaError as exc:
+        raise TransportError(f"reading {topic}[{partition}] failed: {exc}") from exc
+    finally:
+        consumer.close()
+    return records

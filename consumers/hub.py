@@ -1,0 +1,177 @@
+"""The hub's faust app: a verify agent on the events topic, the sequencer agent on the
+verified topic. Each agent only turns faust events into records, calls its stage, publishes
+what the stage returns and waits for Kafka's acknowledgement (STYLE.md lesson 11).
+
+Run several workers with the same settings for more verify throughput: they share one
+consumer group, so the events topic's partitions spread across them while the one-partition
+verified topic, and hence the sequencer, stays with exactly one worker at a time.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Sequence
+
+import faust
+from faust.streams import Stream
+from faust.types import EventT
+
+from consumers.stages import (
+    SEQUENCER_STAGE,
+    VERIFY_STAGE,
+    Receipt,
+    SequencerStage,
+    StageOutput,
+    VerifyStage,
+)
+from consumers.worker import run_worker
+from ledger.config import Settings
+from ledger.store import LedgerStore, Rejection
+from ledger.transport import Record, end_offsets, ensure_topics, ledger_topics, read_range
+from ledger.wiring import open_store, rule_context
+
+VERIFY_BATCH = 500
+SEQUENCER_BATCH = 1000
+BATCH_WINDOW_SECONDS = 0.05
+
+
+def receipt_json(receipt: Receipt) -> bytes:
+    return json.dumps(
+        {
+            "event_id": receipt.event_id,
+            "seq": receipt.seq,
+            "entry_hash": receipt.entry_hash.hex(),
+            "producer_id": receipt.producer_id,
+            "producer_seq": receipt.producer_seq,
+        },
+        sort_keys=True,
+    ).encode()
+
+
+def rejection_json(rejection: Rejection) -> bytes:
+    """The rejected topic's record: stable reason code, human message, the original bytes."""
+    return json.dumps(
+        {
+            "stage": rejection.stage,
+            "reason": rejection.reason,
+            "message": rejection.message,
+            "source": {
+                "topic": rejection.source_topic,
+                "partition": rejection.source_partition,
+                "offset": rejection.source_offset,
+            },
+            "envelope_b64": base64.b64encode(rejection.envelope).decode(),
+        },
+        sort_keys=True,
+    ).encode()
+
+
+def _records(events: Sequence[EventT[bytes]]) -> list[Record]:
+    return [
+        Record(
+            topic=e.message.topic,
+            partition=e.message.partition,
+            offset=e.message.offset,
+            key=e.key if isinstance(e.key, bytes) else None,
+            value=e.value,
+        )
+        for e in events
+    ]
+
+
+def build_hub_app(
+    settings: Settings, *, ledger_id: str, verify: VerifyStage, sequencer: SequencerStage
+) -> faust.App:
+    """The faust app of one hub worker (no I/O until the worker starts it).
+
+    The consumer group is named after the store's ledger id: workers of one ledger share it,
+    and a fresh store starts from the beginning of the topics instead of inheriting offsets.
+    """
+    app = faust.App(
+        f"{settings.topic_prefix}-hub-{ledger_id}",
+        broker=f"kafka://{settings.bootstrap}",
+        store="memory://",
+        web_enabled=False,
+        topic_disable_leader=True,
+        topic_allow_declare=False,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        datadir=str(settings.data_dir / "faust"),
+        # A killed worker's partitions move to a live one after this long (Kafka's default
+        # is 45 s); heartbeats every 3 s keep a healthy worker well inside it.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
+    )
+
+    def raw_topic(name: str) -> faust.TopicT:
+        return app.topic(settings.topic(name), key_serializer="raw", value_serializer="raw")
+
+    events_topic = raw_topic("events")
+    verified_topic = raw_topic("verified")
+    rejected_topic = raw_topic("rejected")
+    receipts_topic = raw_topic("receipts")
+
+    async def publish(output: StageOutput) -> None:
+        pending = []
+        for record in output.forward:
+            pending.append(await verified_topic.send(key=record.key, value=record.value))
+        for rejection in output.rejections:
+            pending.append(await rejected_topic.send(value=rejection_json(rejection)))
+        for receipt in output.receipts:
+            key = receipt.producer_id.encode()
+            pending.append(await receipts_topic.send(key=key, value=receipt_json(receipt)))
+        for future in pending:
+            await future  # the broker acknowledged it
+
+    @app.agent(events_topic, concurrency=1)
+    async def verify_events(stream: faust.StreamT[bytes]) -> None:
+        if not isinstance(stream, Stream):  # take_events is on the concrete class only
+            raise TypeError(f"unexpected stream type {type(stream)!r}")
+        async for events in stream.take_events(VERIFY_BATCH, within=BATCH_WINDOW_SECONDS):
+            output = verify.check(_records(events))
+            await publish(output)
+            verify.done(output)
+
+    @app.agent(verified_topic, concurrency=1)
+    async def sequence_events(stream: faust.StreamT[bytes]) -> None:
+        if not isinstance(stream, Stream):
+            raise TypeError(f"unexpected stream type {type(stream)!r}")
+        async for events in stream.take_events(SEQUENCER_BATCH, within=BATCH_WINDOW_SECONDS):
+            output = sequencer.process(_records(events))
+            await publish(output)
+
+    return app
+
+
+def caught_up(settings: Settings, store: LedgerStore) -> bool:
+    """Whether both stages have handled every record now in their input topics."""
+    for stage, topic in ((VERIFY_STAGE, "events"), (SEQUENCER_STAGE, "verified")):
+        name = settings.topic(topic)
+        done = store.positions(stage)
+        ends = end_offsets(settings.bootstrap, name)
+        if any(done.get((name, partition), 0) < end for partition, end in ends.items()):
+            return False
+    return True
+
+
+def run_hub(settings: Settings, *, until_idle: bool = False, loglevel: str = "WARNING") -> None:
+    """Create the topics if needed, then run one hub worker in this process."""
+    ensure_topics(settings.bootstrap, ledger_topics(settings))
+    store = open_store(settings)
+    context = rule_context(settings)
+
+    def read(topic: str, partition: int, start: int, end: int) -> list[Record]:
+        return read_range(settings.bootstrap, topic, partition, start, end)
+
+    app = build_hub_app(
+        settings,
+        ledger_id=store.ledger_id,
+        verify=VerifyStage(store, context, read),
+        sequencer=SequencerStage(store, context, read),
+    )
+    run_worker(
+        app,
+        caught_up=(lambda: caught_up(settings, store)) if until_idle else None,
+        loglevel=loglevel,
+    )
