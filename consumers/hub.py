@@ -17,6 +17,7 @@ import faust
 from faust.streams import Stream
 from faust.types import EventT
 
+from consumers.checkpoints import Checkpointer
 from consumers.stages import (
     SEQUENCER_STAGE,
     VERIFY_STAGE,
@@ -29,7 +30,7 @@ from consumers.worker import run_worker
 from ledger.config import Settings
 from ledger.store import LedgerStore, Rejection
 from ledger.transport import Record, end_offsets, ensure_topics, ledger_topics, read_range
-from ledger.wiring import open_store, rule_context
+from ledger.wiring import ledger_key, open_store, rule_context
 
 VERIFY_BATCH = 500
 SEQUENCER_BATCH = 1000
@@ -81,7 +82,12 @@ def _records(events: Sequence[EventT[bytes]]) -> list[Record]:
 
 
 def build_hub_app(
-    settings: Settings, *, ledger_id: str, verify: VerifyStage, sequencer: SequencerStage
+    settings: Settings,
+    *,
+    ledger_id: str,
+    verify: VerifyStage,
+    sequencer: SequencerStage,
+    checkpoint_seconds: float = 10.0,
 ) -> faust.App:
     """The faust app of one hub worker (no I/O until the worker starts it).
 
@@ -111,6 +117,7 @@ def build_hub_app(
     verified_topic = raw_topic("verified")
     rejected_topic = raw_topic("rejected")
     receipts_topic = raw_topic("receipts")
+    checkpoints_topic = raw_topic("checkpoints")
 
     async def publish(output: StageOutput) -> None:
         pending = []
@@ -121,6 +128,8 @@ def build_hub_app(
         for receipt in output.receipts:
             key = receipt.producer_id.encode()
             pending.append(await receipts_topic.send(key=key, value=receipt_json(receipt)))
+        for note in output.checkpoints:
+            pending.append(await checkpoints_topic.send(value=note))
         for future in pending:
             await future  # the broker acknowledged it
 
@@ -140,6 +149,14 @@ def build_hub_app(
         async for events in stream.take_events(SEQUENCER_BATCH, within=BATCH_WINDOW_SECONDS):
             output = sequencer.process(_records(events))
             await publish(output)
+
+    @app.timer(checkpoint_seconds)  # type: ignore[untyped-decorator]  # faust is untyped here
+    async def checkpoint_when_due() -> None:
+        # Only the worker that owns the verified topic sequences, so only it signs.
+        if app.consumer.assignment() and any(
+            tp.topic == verified_topic.get_topic_name() for tp in app.consumer.assignment()
+        ):
+            await publish(StageOutput(checkpoints=sequencer.checkpoint()))
 
     return app
 
@@ -164,14 +181,25 @@ def run_hub(settings: Settings, *, until_idle: bool = False, loglevel: str = "WA
     def read(topic: str, partition: int, start: int, end: int) -> list[Record]:
         return read_range(settings.bootstrap, topic, partition, start, end)
 
+    checkpointer = Checkpointer(
+        origin=settings.ledger_name,
+        key=ledger_key(settings),
+        every_entries=settings.checkpoint_every_entries,
+        every_seconds=settings.checkpoint_every_seconds,
+    )
+    sequencer = SequencerStage(store, context, read, checkpointer)
     app = build_hub_app(
         settings,
         ledger_id=store.ledger_id,
         verify=VerifyStage(store, context, read),
-        sequencer=SequencerStage(store, context, read),
+        sequencer=sequencer,
+        checkpoint_seconds=settings.checkpoint_every_seconds,
     )
     run_worker(
         app,
         caught_up=(lambda: caught_up(settings, store)) if until_idle else None,
         loglevel=loglevel,
     )
+    # A checkpoint that covers everything sequenced, so proofs and certificates can be made
+    # at once (it is published by the next worker's timer or `cehub witness` reads the store).
+    sequencer.checkpoint(force=True)

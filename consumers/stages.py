@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from consumers.checkpoints import Checkpointer
 from ledger.envelope import open_envelope
 from ledger.errors import DataError, Reason, SignatureError
 from ledger.rules import LedgerKeyring, RuleContext
@@ -50,6 +51,7 @@ class StageOutput:
     duplicates: int = 0
     positions: tuple[Position, ...] = field(default=())
     waiting: int = 0
+    checkpoints: tuple[bytes, ...] = ()
 
 
 def _unseen(
@@ -145,10 +147,25 @@ def _already_accepted(view: SqlLedgerView, event_id: str) -> bool:
 class SequencerStage:
     """The single writer: decides each envelope in order and commits a batch at once."""
 
-    def __init__(self, store: LedgerStore, context: RuleContext, read_range: ReadRange) -> None:
+    def __init__(
+        self,
+        store: LedgerStore,
+        context: RuleContext,
+        read_range: ReadRange,
+        checkpointer: Checkpointer | None = None,
+    ) -> None:
         self._store = store
         self._context = context
         self._read_range = read_range
+        self._checkpointer = checkpointer
+
+    def checkpoint(self, *, force: bool = False) -> tuple[bytes, ...]:
+        """Sign a checkpoint of the current tree if one is due (the timer calls this)."""
+        if self._checkpointer is None:
+            return ()
+        with self._store.transaction() as conn:
+            note = self._checkpointer.maybe_sign(conn, self._store.head(conn).size, force=force)
+        return (note,) if note else ()
 
     def process(self, records: Sequence[Record]) -> StageOutput:
         todo = _unseen(records, SEQUENCER_STAGE, self._store, self._read_range)
@@ -179,7 +196,11 @@ class SequencerStage:
                 positions=positions,
             )
             self._store.replace_waiting(conn, decision.waiting)
+            note = None
+            if self._checkpointer is not None and decision.accepted:
+                note = self._checkpointer.maybe_sign(conn, decision.head.size)
         return StageOutput(
+            checkpoints=(note,) if note else (),
             receipts=tuple(_receipt(a) for a in decision.accepted),
             rejections=tuple(rejected),
             duplicates=decision.duplicates,

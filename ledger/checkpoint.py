@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from ledger.errors import ProofError, Reason, SignatureError
-from ledger.merkle import HASH_SIZE, verify_consistency
+from ledger.merkle import HASH_SIZE, GetNode, consistency_proof, root_hash, verify_consistency
 
 ED25519_SIGNATURE_TYPE = b"\x01"
 """signed-note "Signature types": 0x01 is Ed25519."""
@@ -362,3 +362,29 @@ def _invalid(message: str) -> NoReturn:
 
 def _bad_key(message: str) -> NoReturn:
     raise SignatureError(Reason.BAD_KEY_FILE, message)
+
+
+# --- the ledger's own checkpoints ---------------------------------------------------------------
+
+
+def next_checkpoint(
+    *,
+    origin: str,
+    size: int,
+    get_node: GetNode,
+    previous: Checkpoint | None,
+    key: NoteSigner,
+) -> tuple[Checkpoint, bytes]:
+    """Sign the checkpoint of the stored tree at ``size``, after proving to ourselves that it
+    is consistent with ``previous`` (the last one signed): the ledger never signs two
+    checkpoints that contradict each other, even if its storage was tampered with.
+
+    Raises:
+        ProofError: (``CHECKPOINT_ROLLBACK`` / ``CHECKPOINT_FORK``) the stored tree no longer
+            extends the last signed checkpoint.
+    """
+    checkpoint = Checkpoint(origin, size, root_hash(size, get_node))
+    if previous is not None:
+        proof = consistency_proof(previous.size, size, get_node) if previous.size <= size else ()
+        check_checkpoint_consistency(previous, checkpoint, proof)
+    return checkpoint, sign_note(format_checkpoint_body(checkpoint), origin, key)

@@ -203,7 +203,12 @@ def _register_commands() -> None:
     """Commands that live next to their adapters (producers, consumers, verification)."""
     import importlib
 
-    for module_name in ("producers.cli", "consumers.cli"):
+    for module_name in (
+        "producers.cli",
+        "consumers.cli",
+        "consumers.log_cli",
+        "verification.cli",
+    ):
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:

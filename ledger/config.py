@@ -35,6 +35,16 @@ class Settings:
     authority_public_key: str | None = None
     """Base64 of the authority's raw Ed25519 public key; wins over ``authority_key``."""
 
+    ledger_key: Path | None = None
+    """PEM file of the ledger's own checkpoint-signing key; default
+    ``<data_dir>/keys/ledger.pem``, created on first use."""
+    checkpoint_every_entries: int = 1000
+    checkpoint_every_seconds: float = 10.0
+
+    @property
+    def effective_ledger_key(self) -> Path:
+        return self.ledger_key or self.data_dir / "keys" / "ledger.pem"
+
     @property
     def effective_authority_key(self) -> Path:
         return self.authority_key or self.data_dir / "keys" / "authority.pem"
@@ -64,6 +74,9 @@ ENV_VARS = {
     "CEHUB_EVENT_PARTITIONS": "event_partitions",
     "CEHUB_AUTHORITY_KEY": "authority_key",
     "CEHUB_AUTHORITY_PUBLIC_KEY": "authority_public_key",
+    "CEHUB_LEDGER_KEY": "ledger_key",
+    "CEHUB_CHECKPOINT_EVERY": "checkpoint_every_entries",
+    "CEHUB_CHECKPOINT_SECONDS": "checkpoint_every_seconds",
 }
 
 
@@ -74,10 +87,12 @@ def settings_from_env(environ: Mapping[str, str]) -> Settings:
         raw = environ.get(var)
         if not raw:
             continue
-        if field in ("data_dir", "authority_key"):
+        if field in ("data_dir", "authority_key", "ledger_key"):
             values[field] = Path(raw)
-        elif field == "event_partitions":
+        elif field in ("event_partitions", "checkpoint_every_entries"):
             values[field] = int(raw)
+        elif field == "checkpoint_every_seconds":
+            values[field] = float(raw)
         else:
             values[field] = raw
     return Settings().replace(**values)

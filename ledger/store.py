@@ -713,3 +713,36 @@ def summarize(conn: Connection) -> LedgerSummary:
     }
     waiting = conn.execute(select(func.count()).select_from(waiting_events)).scalar_one()
     return LedgerSummary(head.size, head.entry_hash, by_reason, int(waiting))
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCheckpoint:
+    tree_size: int
+    root_hash: bytes
+    note: str
+
+
+def latest_checkpoint(conn: Connection) -> StoredCheckpoint | None:
+    row = conn.execute(
+        select(checkpoints).order_by(checkpoints.c.tree_size.desc()).limit(1)
+    ).first()
+    if row is None:
+        return None
+    return StoredCheckpoint(row.tree_size, bytes(row.root_hash), row.note)
+
+
+def checkpoint_at_least(conn: Connection, size: int) -> StoredCheckpoint | None:
+    """The oldest stored checkpoint that covers the first ``size`` entries."""
+    row = conn.execute(
+        select(checkpoints)
+        .where(checkpoints.c.tree_size >= size)
+        .order_by(checkpoints.c.tree_size)
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    return StoredCheckpoint(row.tree_size, bytes(row.root_hash), row.note)
+
+
+def save_checkpoint(conn: Connection, checkpoint: StoredCheckpoint) -> None:
+    conn.execute(insert(checkpoints).values(**_fields(checkpoint)))

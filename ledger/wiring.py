@@ -9,10 +9,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
 
 from ledger.config import Settings
 from ledger.envelope import KnownKey
@@ -81,6 +85,27 @@ def rule_context(settings: Settings, materials_file: str | None = None) -> RuleC
         return catalogue.group_of(code) if code in catalogue else None
 
     return RuleContext(authority_keys=(authority,), material_group=group)
+
+
+def ledger_key(settings: Settings) -> Ed25519PrivateKey:
+    """The ledger's checkpoint-signing key; generated (0600) on first use when missing.
+
+    Raises:
+        SignatureError(BAD_KEY_FILE): the file exists but is not an Ed25519 private key.
+    """
+    path = settings.effective_ledger_key
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(Ed25519Signer.generate().to_pem())
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except ValueError as exc:
+        raise SignatureError(Reason.BAD_KEY_FILE, f"{path}: not a PEM private key") from exc
+    if not isinstance(key, Ed25519PrivateKey):
+        raise SignatureError(Reason.BAD_KEY_FILE, f"{path}: not an Ed25519 key")
+    return key
 
 
 def open_store(settings: Settings) -> LedgerStore:
