@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -29,10 +30,12 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    Select,
     String,
     Table,
     Text,
     UniqueConstraint,
+    bindparam,
     delete,
     func,
     insert,
@@ -254,66 +257,93 @@ def migrate(engine: Engine) -> int:
 # --- reading ----------------------------------------------------------------------------------
 
 
+def _by(table: Table, *names: str) -> Select[Any]:
+    """A prebuilt ``SELECT * FROM table WHERE name = :name ...``: building statements per call
+    costs more than running them (SQLAlchemy compiles once and caches by statement)."""
+    return select(table).where(*(table.c[n] == bindparam(n) for n in names))
+
+
+_Q_PARTICIPANT = _by(participants, "participant_id")
+_Q_KEY = _by(keys, "key_id")
+_Q_BATCH = _by(batches, "batch_id")
+_Q_PARENTS = (
+    select(batch_parents.c.parent_id, batch_parents.c.mass_g)
+    .where(batch_parents.c.batch_id == bindparam("batch_id"))
+    .order_by(batch_parents.c.position)
+)
+_Q_SHIPMENT = _by(shipments, "shipment_id")
+_Q_CREDIT = _by(credit_accounts, "site_id", "material_group", "period")
+_Q_CERTIFICATE = _by(certificates, "certificate_id")
+_Q_SEQ_OF_EVENT = select(entries.c.seq).where(entries.c.event_id == bindparam("event_id"))
+_Q_EVENT_OF_PRODUCER_SEQ = select(entries.c.event_id).where(
+    entries.c.producer_id == bindparam("producer_id"),
+    entries.c.producer_seq == bindparam("producer_seq"),
+)
+
+_MISSING = object()
+
+
 class SqlLedgerView:
-    """The :class:`~ledger.sequencer.LedgerView` port over one database connection."""
+    """The :class:`~ledger.sequencer.LedgerView` port over one database connection.
+
+    Reads are memoised for the life of the view: it lives inside one transaction of the
+    single writer, during which the committed state cannot change (uncommitted changes are
+    read from the sequencer's overlay before this view is asked).
+    """
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
+        self._memo: dict[tuple[str, object], object] = {}
+
+    def _row(self, kind: str, query: Select[Any], **params: object) -> Any:
+        memo_key = (kind, tuple(params.values()))
+        found = self._memo.get(memo_key, _MISSING)
+        if found is _MISSING:
+            found = self._conn.execute(query, params).first()
+            self._memo[memo_key] = found
+        return found
 
     def participant(self, participant_id: str) -> Participant | None:
-        row = self._conn.execute(
-            select(participants).where(participants.c.participant_id == participant_id)
-        ).first()
+        row = self._row("participant", _Q_PARTICIPANT, participant_id=participant_id)
         return _participant(row) if row else None
 
     def key(self, key_id: str) -> KeyRecord | None:
-        row = self._conn.execute(select(keys).where(keys.c.key_id == key_id)).first()
+        row = self._row("key", _Q_KEY, key_id=key_id)
         return _key(row) if row else None
 
     def batch(self, batch_id: str) -> Batch | None:
-        row = self._conn.execute(select(batches).where(batches.c.batch_id == batch_id)).first()
+        row = self._row("batch", _Q_BATCH, batch_id=batch_id)
         if row is None:
             return None
-        parents = self._conn.execute(
-            select(batch_parents.c.parent_id, batch_parents.c.mass_g)
-            .where(batch_parents.c.batch_id == batch_id)
-            .order_by(batch_parents.c.position)
-        ).all()
+        parents = self._conn.execute(_Q_PARENTS, {"batch_id": batch_id}).all()
         return _batch(row, tuple(Parent(p.parent_id, p.mass_g) for p in parents))
 
     def shipment(self, shipment_id: str) -> Shipment | None:
-        row = self._conn.execute(
-            select(shipments).where(shipments.c.shipment_id == shipment_id)
-        ).first()
+        row = self._row("shipment", _Q_SHIPMENT, shipment_id=shipment_id)
         return _shipment(row) if row else None
 
     def credit(self, site_id: str, material_group: str, period: str) -> CreditAccount | None:
-        row = self._conn.execute(
-            select(credit_accounts).where(
-                credit_accounts.c.site_id == site_id,
-                credit_accounts.c.material_group == material_group,
-                credit_accounts.c.period == period,
-            )
-        ).first()
+        row = self._row(
+            "credit", _Q_CREDIT, site_id=site_id, material_group=material_group, period=period
+        )
         return _credit(row) if row else None
 
     def certificate(self, certificate_id: str) -> CertificateRecord | None:
-        row = self._conn.execute(
-            select(certificates).where(certificates.c.certificate_id == certificate_id)
-        ).first()
+        row = self._row("certificate", _Q_CERTIFICATE, certificate_id=certificate_id)
         return _certificate(row) if row else None
 
     def seq_of_event(self, event_id: str) -> int | None:
-        return self._conn.execute(
-            select(entries.c.seq).where(entries.c.event_id == event_id)
-        ).scalar()
+        row = self._row("seq_of_event", _Q_SEQ_OF_EVENT, event_id=event_id)
+        return row.seq if row else None
 
     def event_of_producer_seq(self, producer_id: str, producer_seq: int) -> str | None:
-        return self._conn.execute(
-            select(entries.c.event_id).where(
-                entries.c.producer_id == producer_id, entries.c.producer_seq == producer_seq
-            )
-        ).scalar()
+        row = self._row(
+            "producer_seq",
+            _Q_EVENT_OF_PRODUCER_SEQ,
+            producer_id=producer_id,
+            producer_seq=producer_seq,
+        )
+        return row.event_id if row else None
 
 
 def _participant(row: object) -> Participant:
@@ -403,56 +433,74 @@ def _batch_values(b: Batch) -> dict[str, object]:
 
 
 def _upsert(conn: Connection, table: Table, values: dict[str, object]) -> None:
-    keys_ = {c.name: values[c.name] for c in table.primary_key.columns}
-    where = [table.c[name] == value for name, value in keys_.items()]
-    result = conn.execute(update(table).where(*where).values(**values))
-    if result.rowcount == 0:
-        conn.execute(insert(table).values(**values))
+    _upsert_many(conn, table, [values])
+
+
+def _upsert_many(
+    conn: Connection, table: Table, rows: Sequence[dict[str, object]]
+) -> set[tuple[object, ...]]:
+    """Insert or update ``rows`` with one SELECT and at most two executemany statements;
+    return the primary keys that were new."""
+    if not rows:
+        return set()
+    pk = [c.name for c in table.primary_key.columns]
+    keys_of = [tuple(row[name] for name in pk) for row in rows]
+    existing: set[tuple[object, ...]] = set()
+    if len(pk) == 1:
+        column = table.c[pk[0]]
+        for chunk in _chunks([k[0] for k in keys_of], 500):
+            existing.update(
+                (v,) for v in conn.execute(select(column).where(column.in_(chunk))).scalars()
+            )
+    else:
+        query = select(*(table.c[n] for n in pk)).where(*(table.c[n] == bindparam(n) for n in pk))
+        for key in keys_of:
+            if conn.execute(query, dict(zip(pk, key, strict=True))).first() is not None:
+                existing.add(key)
+    new = [row for row, key in zip(rows, keys_of, strict=True) if key not in existing]
+    old = [row for row, key in zip(rows, keys_of, strict=True) if key in existing]
+    if new:
+        conn.execute(insert(table), new)
+    if old:
+        where = [table.c[n] == bindparam(f"pk_{n}") for n in pk]
+        conn.execute(
+            update(table).where(*where),
+            [{**row, **{f"pk_{n}": row[n] for n in pk}} for row in old],
+        )
+    return set(keys_of) - existing
+
+
+def _chunks(items: list[object], size: int) -> Iterator[list[object]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _key_values(k: KeyRecord) -> dict[str, object]:
+    return {
+        "key_id": k.key_id,
+        "participant_id": k.participant_id,
+        "public_key": k.public_key,
+        "status": k.status.value,
+        "added_seq": k.added_seq,
+    }
 
 
 def write_changes(conn: Connection, state: MemoryState) -> None:
     """Upsert the final version of every record a batch touched (last change wins)."""
-    for p in state.participants.values():
-        _upsert(conn, participants, _participant_values(p))
-    for k in state.keys.values():
-        _upsert(
-            conn,
-            keys,
-            {
-                "key_id": k.key_id,
-                "participant_id": k.participant_id,
-                "public_key": k.public_key,
-                "status": k.status.value,
-                "added_seq": k.added_seq,
-            },
-        )
-    for b in state.batches.values():
-        existed = conn.execute(
-            select(batches.c.batch_id).where(batches.c.batch_id == b.batch_id)
-        ).first()
-        _upsert(conn, batches, _batch_values(b))
-        if existed is None:
-            for position, parent in enumerate(b.parents):
-                conn.execute(
-                    insert(batch_parents).values(
-                        batch_id=b.batch_id,
-                        position=position,
-                        parent_id=parent.batch_id,
-                        mass_g=parent.mass_g,
-                    )
-                )
-    for s in state.shipments.values():
-        _upsert(conn, shipments, {f: getattr(s, f) for f in Shipment.__dataclass_fields__})
-    for c in state.credits.values():
-        _upsert(
-            conn, credit_accounts, {f: getattr(c, f) for f in CreditAccount.__dataclass_fields__}
-        )
-    for cert in state.certificates.values():
-        _upsert(
-            conn,
-            certificates,
-            {f: getattr(cert, f) for f in CertificateRecord.__dataclass_fields__},
-        )
+    _upsert_many(conn, participants, [_participant_values(p) for p in state.participants.values()])
+    _upsert_many(conn, keys, [_key_values(k) for k in state.keys.values()])
+    new_batches = _upsert_many(conn, batches, [_batch_values(b) for b in state.batches.values()])
+    parent_rows = [
+        {"batch_id": b.batch_id, "position": n, "parent_id": p.batch_id, "mass_g": p.mass_g}
+        for b in state.batches.values()
+        if (b.batch_id,) in new_batches
+        for n, p in enumerate(b.parents)
+    ]
+    if parent_rows:
+        conn.execute(insert(batch_parents), parent_rows)
+    _upsert_many(conn, shipments, [_fields(s) for s in state.shipments.values()])
+    _upsert_many(conn, credit_accounts, [_fields(c) for c in state.credits.values()])
+    _upsert_many(conn, certificates, [_fields(c) for c in state.certificates.values()])
 
 
 @dataclass(frozen=True, slots=True)
