@@ -111,9 +111,11 @@ class VerifyStage:
                 try:
                     verified = open_envelope(record.value, keyring)
                 except SignatureError as exc:
-                    if exc.reason is Reason.UNKNOWN_KEY:
+                    if exc.reason in (Reason.UNKNOWN_KEY, Reason.REVOKED_KEY):
                         # The key's enrolment may still be on its way through another
-                        # partition; the sequencer, which sees the ledger in order, decides.
+                        # partition, or this is a redelivery of an event accepted before its
+                        # key was revoked: the sequencer, which sees the ledger in order,
+                        # decides.
                         forward.append(record)
                     else:
                         rejected.append(_rejection(VERIFY_STAGE, record, exc))
@@ -121,7 +123,8 @@ class VerifyStage:
                 except DataError as exc:
                     rejected.append(_rejection(VERIFY_STAGE, record, exc))
                     continue
-                if _already_accepted(view, verified.event.header.event_id):
+                header = verified.event.header
+                if _already_accepted(view, header.producer_id, header.event_id):
                     duplicates += 1
                     continue
                 forward.append(record)
@@ -140,8 +143,8 @@ class VerifyStage:
         self._store.save_positions(output.positions)
 
 
-def _already_accepted(view: SqlLedgerView, event_id: str) -> bool:
-    return view.seq_of_event(event_id) is not None
+def _already_accepted(view: SqlLedgerView, producer_id: str, event_id: str) -> bool:
+    return view.seq_of_event(producer_id, event_id) is not None
 
 
 class SequencerStage:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields
 
 from ledger.chain import ChainLink, verify_chain
 from ledger.errors import ChainError, DataError, Reason
+from ledger.merkle import StoredNode
 from ledger.replay import MemoryLedger
 from ledger.rules import RuleContext
 from ledger.sequencer import Accepted, Entry
@@ -36,7 +37,7 @@ def audit(
     stored: Iterable[Entry],
     *,
     stored_state: MemoryState,
-    stored_root: bytes,
+    stored_nodes: Iterable[StoredNode],
     context: RuleContext,
 ) -> AuditReport:
     """Replay ``stored`` and compare; return a report or raise at the first divergence.
@@ -52,12 +53,28 @@ def audit(
         _replay_entry(replay, entry)
     verify_chain(links)
     _compare_state(stored_state, replay.state)
-    if replay.root != stored_root:
+    _compare_nodes(stored_nodes, replay.tree.nodes())
+    return AuditReport(len(replay.entries), replay.head.entry_hash, replay.root)
+
+
+def _compare_nodes(stored: Iterable[StoredNode], rebuilt: dict[tuple[int, int], bytes]) -> None:
+    """Every stored complete-subtree hash must be the rebuilt one: proofs are served from
+    these rows, so one wrong row would make the ledger hand out proofs that fail."""
+    seen = 0
+    for node in stored:
+        seen += 1
+        want = rebuilt.get((node.level, node.index))
+        if want != node.hash:
+            raise AuditError(
+                Reason.PROJECTION_MISMATCH,
+                f"Merkle node (level {node.level}, index {node.index}): stored "
+                f"{node.hash.hex()} != rebuilt {want.hex() if want else 'nothing'}",
+            )
+    if seen != len(rebuilt):
         raise AuditError(
             Reason.PROJECTION_MISMATCH,
-            f"stored Merkle root {stored_root.hex()} != rebuilt {replay.root.hex()}",
+            f"{len(rebuilt) - seen} Merkle node(s) implied by the entries are not stored",
         )
-    return AuditReport(len(replay.entries), replay.head.entry_hash, replay.root)
 
 
 def _check_entry_bytes(entry: Entry) -> None:

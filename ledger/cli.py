@@ -178,18 +178,17 @@ def audit(settings: Settings) -> None:
     the projections and the Merkle root, and names the first divergence (exit 1).
     """
     from ledger.audit import audit as run_audit
-    from ledger.store import iter_entries, load_state, stored_root
+    from ledger.store import iter_entries, iter_merkle_nodes, load_state
     from ledger.wiring import open_store, rule_context
 
     store = open_store(settings)
     context = rule_context(settings)
     started = time.monotonic()
     with store.transaction() as conn:
-        size = store.head(conn).size
         report = run_audit(
             iter_entries(conn),
             stored_state=load_state(conn),
-            stored_root=stored_root(conn, size),
+            stored_nodes=iter_merkle_nodes(conn),
             context=context,
         )
     click.echo(

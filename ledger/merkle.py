@@ -337,6 +337,10 @@ class MemoryNodeStore:
         self.size += 1
         return completed
 
+    def nodes(self) -> dict[tuple[int, int], bytes]:
+        """A copy of every complete node, by (level, index)."""
+        return dict(self._nodes)
+
     def get_node(self, level: int, index: int) -> bytes:
         """The stored hash of complete node ``(level, index)``.
 

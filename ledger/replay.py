@@ -31,12 +31,12 @@ class MemoryLedger:
     state: MemoryState = field(default_factory=MemoryState)
     entries: list[Entry] = field(default_factory=list)
     tree: MemoryNodeStore = field(default_factory=MemoryNodeStore)
-    _events: dict[str, int] = field(default_factory=dict)
+    _events: dict[tuple[str, str], int] = field(default_factory=dict)
     _producer_seqs: dict[tuple[str, int], str] = field(default_factory=dict)
 
     # LedgerView (the StateView half is delegated to ``state``)
-    def seq_of_event(self, event_id: str) -> int | None:
-        return self._events.get(event_id)
+    def seq_of_event(self, producer_id: str, event_id: str) -> int | None:
+        return self._events.get((producer_id, event_id))
 
     def event_of_producer_seq(self, producer_id: str, producer_seq: int) -> str | None:
         return self._producer_seqs.get((producer_id, producer_seq))
@@ -58,6 +58,9 @@ class MemoryLedger:
 
     def certificate(self, certificate_id: str) -> CertificateRecord | None:
         return self.state.certificate(certificate_id)
+
+    def site_owner(self, site_id: str) -> str | None:
+        return self.state.site_owner(site_id)
 
     @property
     def head(self) -> Head:
@@ -83,6 +86,6 @@ class MemoryLedger:
             self.state.apply(outcome.changes)
             self.entries.append(entry)
             self.tree.append(entry.leaf_hash)
-            self._events[entry.event_id] = entry.seq
+            self._events[(entry.producer_id, entry.event_id)] = entry.seq
             self._producer_seqs[(entry.producer_id, entry.producer_seq)] = entry.event_id
         return outcome

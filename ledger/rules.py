@@ -189,6 +189,14 @@ def _enrol(view: StateView, event: ParticipantEnrolled, signer: KnownKey, seq: i
         )
     if event.participant_id == HUB_PRODUCER_ID:
         raise _violation(Reason.INVALID_FIELD, f"{HUB_PRODUCER_ID!r} is the hub's own id")
+    site_ids = [site.site_id for site in event.sites]
+    if len(set(site_ids)) != len(site_ids):
+        raise _violation(Reason.INVALID_FIELD, "the sites repeat a site id")
+    for site_id in site_ids:
+        # Sites hold mass-balance credit: two participants sharing a site id would share it.
+        owner = view.site_owner(site_id)
+        if owner is not None:
+            raise _violation(Reason.INVALID_FIELD, f"site {site_id!r} belongs to {owner!r}")
     key = _new_key(view, event.participant_id, event.public_key, event.key_id, seq)
     participant = Participant(
         participant_id=event.participant_id,
@@ -232,9 +240,17 @@ def _rotate(view: StateView, event: KeyRotated, signer: KnownKey, seq: int) -> C
             Reason.UNKNOWN_KEY if previous is None else Reason.WRONG_OWNER,
             f"key {event.previous_key_id!r} is not a key of {event.participant_id!r}",
         )
-    if previous.status is not KeyStatus.ACTIVE:
+    # Only the hub may replace a revoked key (the participant's own key can no longer sign);
+    # that is how a participant whose key was compromised gets back in. The revoked key
+    # stays revoked.
+    replaceable = previous.status is KeyStatus.ACTIVE or (
+        previous.status is KeyStatus.REVOKED and signer.authority
+    )
+    if not replaceable:
         raise _violation(Reason.REVOKED_KEY, f"key {event.previous_key_id!r} is not active")
     new = _new_key(view, event.participant_id, event.new_public_key, event.new_key_id, seq)
+    if previous.status is KeyStatus.REVOKED:
+        return Changes(keys=(new,))
     rotated = dataclasses.replace(previous, status=KeyStatus.ROTATED)
     return Changes(keys=(rotated, new))
 

@@ -27,7 +27,7 @@ from schemas.codec import decode_envelope, decode_event
 class LedgerView(StateView, Protocol):
     """The state plus the entry indexes the sequencer needs for duplicates and replays."""
 
-    def seq_of_event(self, event_id: str) -> int | None: ...
+    def seq_of_event(self, producer_id: str, event_id: str) -> int | None: ...
     def event_of_producer_seq(self, producer_id: str, producer_seq: int) -> str | None: ...
 
 
@@ -74,12 +74,12 @@ class PendingBatch:
     def __init__(self, base: LedgerView) -> None:
         self._base = base
         self.state = Overlay(base)
-        self._events: dict[str, int] = {}
+        self._events: dict[tuple[str, str], int] = {}
         self._producer_seqs: dict[tuple[str, int], str] = {}
 
-    def seq_of_event(self, event_id: str) -> int | None:
-        found = self._events.get(event_id)
-        return found if found is not None else self._base.seq_of_event(event_id)
+    def seq_of_event(self, producer_id: str, event_id: str) -> int | None:
+        found = self._events.get((producer_id, event_id))
+        return found if found is not None else self._base.seq_of_event(producer_id, event_id)
 
     def event_of_producer_seq(self, producer_id: str, producer_seq: int) -> str | None:
         found = self._producer_seqs.get((producer_id, producer_seq))
@@ -89,7 +89,7 @@ class PendingBatch:
 
     def record(self, accepted: Accepted) -> None:
         entry = accepted.entry
-        self._events[entry.event_id] = entry.seq
+        self._events[(entry.producer_id, entry.event_id)] = entry.seq
         self._producer_seqs[(entry.producer_id, entry.producer_seq)] = entry.event_id
         self.state.pending.apply(accepted.changes)
 
@@ -124,7 +124,9 @@ def admit(
             raise
         return redelivered
     header = verified.event.header
-    existing = view.seq_of_event(header.event_id)
+    # An event id is scoped to its producer: another producer cannot make an honest event
+    # pass for a duplicate by copying its id first.
+    existing = view.seq_of_event(header.producer_id, header.event_id)
     if existing is not None:
         return Duplicate(header.event_id, existing)
     holder = view.event_of_producer_seq(header.producer_id, header.producer_seq)
@@ -152,7 +154,7 @@ def _redelivery(view: PendingBatch, envelope: bytes) -> Duplicate | None:
         header = decode_event(decode_envelope(envelope).payload).header
     except EncodingError:
         return None
-    seq = view.seq_of_event(header.event_id)
+    seq = view.seq_of_event(header.producer_id, header.event_id)
     holder = view.event_of_producer_seq(header.producer_id, header.producer_seq)
     if seq is None or holder != header.event_id:
         return None

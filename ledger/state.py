@@ -126,6 +126,7 @@ class StateView(Protocol):
     def shipment(self, shipment_id: str) -> Shipment | None: ...
     def credit(self, site_id: str, material_group: str, period: str) -> CreditAccount | None: ...
     def certificate(self, certificate_id: str) -> CertificateRecord | None: ...
+    def site_owner(self, site_id: str) -> str | None: ...
 
 
 @dataclass
@@ -156,6 +157,12 @@ class MemoryState:
 
     def certificate(self, certificate_id: str) -> CertificateRecord | None:
         return self.certificates.get(certificate_id)
+
+    def site_owner(self, site_id: str) -> str | None:
+        for participant in self.participants.values():
+            if participant.has_site(site_id):
+                return participant.participant_id
+        return None
 
     def apply(self, changes: Changes) -> None:
         for p in changes.participants:
@@ -202,3 +209,6 @@ class Overlay:
 
     def certificate(self, certificate_id: str) -> CertificateRecord | None:
         return self.pending.certificate(certificate_id) or self._base.certificate(certificate_id)
+
+    def site_owner(self, site_id: str) -> str | None:
+        return self.pending.site_owner(site_id) or self._base.site_owner(site_id)

@@ -45,7 +45,7 @@ from sqlalchemy import (
 
 from ledger.chain import GENESIS_HASH
 from ledger.errors import Reason, StoreError
-from ledger.merkle import nodes_completed_by_append, root_hash
+from ledger.merkle import StoredNode, nodes_completed_by_append, root_hash
 from ledger.sequencer import Accepted, Entry, Head, Item, Waiting
 from ledger.sqlstore import consumer_positions, translated_errors
 from ledger.state import (
@@ -82,7 +82,7 @@ entries = Table(
     "entries",
     metadata,
     Column("seq", BigInteger, primary_key=True, autoincrement=False),
-    Column("event_id", String(64), nullable=False, unique=True),
+    Column("event_id", String(64), nullable=False),
     Column("event_type", String(64), nullable=False),
     Column("producer_id", String(200), nullable=False),
     Column("producer_seq", BigInteger, nullable=False),
@@ -91,6 +91,7 @@ entries = Table(
     Column("envelope_sha256", Hash, nullable=False),
     Column("entry_hash", Hash, nullable=False),
     UniqueConstraint("producer_id", "producer_seq", name="uq_entries_producer_seq"),
+    UniqueConstraint("producer_id", "event_id", name="uq_entries_producer_event"),
 )
 merkle_nodes = Table(
     "merkle_nodes",
@@ -109,6 +110,14 @@ participants = Table(
     Column("sites", Text, nullable=False),
     Column("enrolled_seq", BigInteger, nullable=False),
 )
+sites = Table(
+    "sites",
+    metadata,
+    Column("site_id", String(200), primary_key=True),
+    Column("participant_id", String(200), nullable=False),
+)
+"""Which participant a site belongs to (derived from ``participants.sites``; site ids are
+unique across participants because mass-balance credit is kept per site)."""
 keys = Table(
     "keys",
     metadata,
@@ -206,6 +215,7 @@ checkpoints = Table(
 
 PROJECTION_TABLES = (
     participants,
+    sites,
     keys,
     batches,
     batch_parents,
@@ -265,6 +275,7 @@ def _by(table: Table, *names: str) -> Select[Any]:
 
 _Q_PARTICIPANT = _by(participants, "participant_id")
 _Q_KEY = _by(keys, "key_id")
+_Q_SITE = _by(sites, "site_id")
 _Q_BATCH = _by(batches, "batch_id")
 _Q_PARENTS = (
     select(batch_parents.c.parent_id, batch_parents.c.mass_g)
@@ -274,7 +285,9 @@ _Q_PARENTS = (
 _Q_SHIPMENT = _by(shipments, "shipment_id")
 _Q_CREDIT = _by(credit_accounts, "site_id", "material_group", "period")
 _Q_CERTIFICATE = _by(certificates, "certificate_id")
-_Q_SEQ_OF_EVENT = select(entries.c.seq).where(entries.c.event_id == bindparam("event_id"))
+_Q_SEQ_OF_EVENT = select(entries.c.seq).where(
+    entries.c.producer_id == bindparam("producer_id"), entries.c.event_id == bindparam("event_id")
+)
 _Q_EVENT_OF_PRODUCER_SEQ = select(entries.c.event_id).where(
     entries.c.producer_id == bindparam("producer_id"),
     entries.c.producer_seq == bindparam("producer_seq"),
@@ -332,8 +345,12 @@ class SqlLedgerView:
         row = self._row("certificate", _Q_CERTIFICATE, certificate_id=certificate_id)
         return _certificate(row) if row else None
 
-    def seq_of_event(self, event_id: str) -> int | None:
-        row = self._row("seq_of_event", _Q_SEQ_OF_EVENT, event_id=event_id)
+    def site_owner(self, site_id: str) -> str | None:
+        row = self._row("site", _Q_SITE, site_id=site_id)
+        return row.participant_id if row else None
+
+    def seq_of_event(self, producer_id: str, event_id: str) -> int | None:
+        row = self._row("seq_of_event", _Q_SEQ_OF_EVENT, producer_id=producer_id, event_id=event_id)
         return row.seq if row else None
 
     def event_of_producer_seq(self, producer_id: str, producer_seq: int) -> str | None:
@@ -488,6 +505,15 @@ def _key_values(k: KeyRecord) -> dict[str, object]:
 def write_changes(conn: Connection, state: MemoryState) -> None:
     """Upsert the final version of every record a batch touched (last change wins)."""
     _upsert_many(conn, participants, [_participant_values(p) for p in state.participants.values()])
+    _upsert_many(
+        conn,
+        sites,
+        [
+            {"site_id": site.site_id, "participant_id": p.participant_id}
+            for p in state.participants.values()
+            for site in p.sites
+        ],
+    )
     _upsert_many(conn, keys, [_key_values(k) for k in state.keys.values()])
     new_batches = _upsert_many(conn, batches, [_batch_values(b) for b in state.batches.values()])
     parent_rows = [
@@ -735,6 +761,13 @@ def node_reader(conn: Connection) -> Callable[[int, int], bytes]:
         return bytes(found)
 
     return get_node
+
+
+def iter_merkle_nodes(conn: Connection) -> Iterator[StoredNode]:
+    """Every stored complete-subtree node, ordered by level and index."""
+    query = select(merkle_nodes).order_by(merkle_nodes.c.level, merkle_nodes.c.idx)
+    for row in conn.execute(query):
+        yield StoredNode(row.level, row.idx, bytes(row.hash))
 
 
 def stored_root(conn: Connection, size: int) -> bytes:

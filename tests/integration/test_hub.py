@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +13,7 @@ from sqlalchemy import Engine, func, select
 from ledger.store import entries, migrate, rejections
 from tests.conftest import cehub
 from tests.integration.hub_scenarios import (
+    cehub_cmd,
     hub_env,
     kill,
     send,
@@ -128,13 +130,9 @@ def test_process_until_idle_fails_clearly_without_an_authority_key(
     kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> None:
     proc = subprocess.run(
-        [
-            *__import__("tests.integration.hub_scenarios", fromlist=["x"]).cehub_cmd(
-                "--data-dir", str(tmp_path), "process", "--until-idle"
-            )
-        ],
+        cehub_cmd("--data-dir", str(tmp_path), "process", "--until-idle"),
         env={
-            **__import__("os").environ,
+            **os.environ,
             "CEHUB_BOOTSTRAP": kafka_bootstrap,
             "CEHUB_TOPIC_PREFIX": topic_prefix,
         },

@@ -16,6 +16,7 @@ from ledger.envelope import seal
 from ledger.errors import DataError, Reason
 from ledger.replay import MemoryLedger
 from ledger.sequencer import Accepted, Duplicate, Entry, PendingBatch, admit, advance
+from ledger.state import KeyStatus
 from schemas.events import (
     BatchCreated,
     BatchShipped,
@@ -617,25 +618,21 @@ def test_same_event_under_a_new_sequence_number_is_a_duplicate(
     assert snapshot(ledger) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,  # assert_rejected: "DID NOT RAISE"
-    reason="known hole (see the report): an event id is a duplicate whoever holds it; the "
-    "LedgerView cannot tell which producer holds an id",
-)
-def test_rejects_event_id_taken_by_another_producer(
+def test_event_id_copied_by_another_producer_cannot_suppress_the_honest_event(
     hub: Hub, ledger: MemoryLedger, alice: Actor, mallory: Actor
 ) -> None:
     # mallory copies the event id of alice's envelope seen in flight and gets hers in first.
-    # alice's event must not then pass as a "duplicate" of mallory's entry (silently dropped,
-    # reported as stored): it should be rejected so that alice learns of it.
+    # Event ids are scoped to their producer, so alice's event is not mistaken for a
+    # "duplicate" of mallory's entry (silently dropped): it is appended as it should be.
     honest = hub.create_batch(alice, "alice/b1", 1_000)
     stolen_id = event_of(honest).header.event_id
     decoy = event_of(hub.create_batch(mallory, "mallory/b1", 1))
     assert isinstance(decoy, BatchCreated)
     header: EventHeader = dataclasses.replace(decoy.header, event_id=stolen_id)
     accept(ledger, seal(dataclasses.replace(decoy, header=header), mallory.signer))
-    assert_rejected(ledger, honest, Reason.DUPLICATE_EVENT)
+    entry = accept(ledger, honest)
+    assert (entry.producer_id, entry.event_id) == ("alice", stolen_id)
+    assert ledger.state.batch("alice/b1") is not None
 
 
 def test_same_sequence_number_of_different_producers_is_no_replay(
@@ -655,36 +652,27 @@ def test_shipped_event_round_trips_the_builder(
     assert (event.receiver_id, event.receiver_site_id, event.mass_g) == ("bob", "bob-site-1", 7)
 
 
-# --- known holes (strict xfail: they flip to failures when fixed, see the report) ---------------
+# --- holes found by review, now closed ---------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,  # assert_rejected: "DID NOT RAISE"
-    reason="credit accounts are keyed by site id alone and enrolment cannot check that a site "
-    "id is not already another participant's (StateView has no site lookup)",
-)
-def test_rejects_claim_on_the_credit_of_another_participant_sharing_a_site_id(
+def test_rejects_enrolment_with_a_site_id_of_another_participant(
     hub: Hub, alice: Actor
 ) -> None:
+    # Credit accounts are kept per site: had bob been enrolled with alice's site id, he could
+    # claim the recycled grams alice's inputs put in its credit for his virgin input.
     bob = hub.actor("bob")
-    bob.sites = alice.sites  # a careless enrolment: the same site id for two participants
-    ledger = hub.ledger(alice, bob)
-    accept(ledger, hub.create_batch(alice, "alice/b1", 1_000, post=1_000))
-    pellets = [out("alice/p1", "PET_PELLET", 1_000)]
-    accept(ledger, hub.transform(alice, {"alice/b1": 1_000}, pellets, model=MASS_BALANCE))
-    accept(ledger, hub.create_batch(bob, "bob/b1", 1_000))  # all virgin
-    greenwash = [out("bob/p1", "PET_PELLET", 1_000, 0, 1_000)]
-    envelope = hub.transform(bob, {"bob/b1": 1_000}, greenwash, model=MASS_BALANCE)
-    assert_rejected(ledger, envelope, Reason.CREDIT_EXCEEDED)
+    bob.sites = alice.sites  # a careless (or crafty) enrolment
+    ledger = hub.ledger(alice)
+    error = assert_rejected(ledger, hub.enrol(bob), Reason.INVALID_FIELD)
+    assert alice.site in error.message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=DataError,  # REVOKED_KEY, raised by the rotation
-    reason="a revoked key can be neither rotated (previous key must be ACTIVE) nor replaced "
-    "by a new enrolment (DUPLICATE_PARTICIPANT): the participant is locked out for good",
-)
+def test_rejects_enrolment_that_repeats_a_site_id(hub: Hub) -> None:
+    carol = hub.actor("carol", sites=2)
+    carol.sites = (carol.sites[0], carol.sites[0])
+    assert_rejected(hub.ledger(), hub.enrol(carol), Reason.INVALID_FIELD)
+
+
 def test_hub_can_give_a_new_key_after_revocation(
     hub: Hub, ledger: MemoryLedger, alice: Actor
 ) -> None:
@@ -692,3 +680,14 @@ def test_hub_can_give_a_new_key_after_revocation(
     accept(ledger, hub.revoke_key(alice))  # compromised
     accept(ledger, hub.rotate_key(alice, by_hub=True))
     accept(ledger, hub.create_batch(alice, "alice/b2", 1_000))
+    revoked, current = alice.keys[0].key_id, alice.signer.key_id
+    state = ledger.state
+    assert state.keys[revoked].status is KeyStatus.REVOKED  # never un-revoked
+    assert state.keys[current].status is KeyStatus.ACTIVE
+
+
+def test_participant_cannot_replace_its_own_revoked_key(
+    hub: Hub, ledger: MemoryLedger, alice: Actor
+) -> None:
+    accept(ledger, hub.revoke_key(alice))
+    assert_rejected(ledger, hub.rotate_key(alice), Reason.REVOKED_KEY)
