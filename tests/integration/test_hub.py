@@ -143,3 +143,21 @@ def test_process_until_idle_fails_clearly_without_an_authority_key(
     )
     assert proc.returncode == 1
     assert "no hub authority key" in proc.stderr
+
+
+@pytest.mark.slow
+def test_ten_thousand_events_processed_twice_from_scratch_end_at_the_same_head(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path, engines: Callable[[str], Engine]
+) -> None:
+    scenario = supply_chain(rounds=2500)  # 10,004 accepted events
+    env = hub_env(scenario, kafka_bootstrap, topic_prefix)
+    send(kafka_bootstrap, topic_prefix, scenario.envelopes)
+    heads = []
+    for run in ("first", "second"):
+        url = f"sqlite:///{tmp_path / run}.sqlite"
+        out = cehub(
+            "--database-url", url, "--data-dir", str(tmp_path), "process", "--until-idle", env=env
+        )
+        assert f"{scenario.accepted_count} entries" in out
+        heads.append(_entry_hashes(engines(url))[-1])
+    assert heads[0] == heads[1]
