@@ -29,7 +29,7 @@ from consumers.stages import (
 from consumers.worker import run_worker
 from ledger.config import Settings
 from ledger.store import LedgerStore, Rejection
-from ledger.transport import Record, end_offsets, ensure_topics, ledger_topics, read_range
+from ledger.transport import EndOffsets, Record, ensure_topics, ledger_topics, read_range
 from ledger.wiring import ledger_key, open_store, rule_context
 
 VERIFY_BATCH = 500
@@ -161,12 +161,12 @@ def build_hub_app(
     return app
 
 
-def caught_up(settings: Settings, store: LedgerStore) -> bool:
+def caught_up(settings: Settings, store: LedgerStore, offsets: EndOffsets) -> bool:
     """Whether both stages have handled every record now in their input topics."""
     for stage, topic in ((VERIFY_STAGE, "events"), (SEQUENCER_STAGE, "verified")):
         name = settings.topic(topic)
         done = store.positions(stage)
-        ends = end_offsets(settings.bootstrap, name)
+        ends = offsets.of(name)
         if any(done.get((name, partition), 0) < end for partition, end in ends.items()):
             return False
     return True
@@ -195,11 +195,15 @@ def run_hub(settings: Settings, *, until_idle: bool = False, loglevel: str = "WA
         sequencer=sequencer,
         checkpoint_seconds=settings.checkpoint_every_seconds,
     )
-    run_worker(
-        app,
-        caught_up=(lambda: caught_up(settings, store)) if until_idle else None,
-        loglevel=loglevel,
-    )
+    offsets = EndOffsets(settings.bootstrap)
+    try:
+        run_worker(
+            app,
+            caught_up=(lambda: caught_up(settings, store, offsets)) if until_idle else None,
+            loglevel=loglevel,
+        )
+    finally:
+        offsets.close()
     # A checkpoint that covers everything sequenced, so proofs and certificates can be made
     # at once (it is published by the next worker's timer or `cehub witness` reads the store).
     sequencer.checkpoint(force=True)

@@ -210,11 +210,12 @@ class Waiting:
     item: Item
     reason: Reason
     message: str
+    references: frozenset[str]
+    """Every id the waiting event names: it is retried when one of them appears."""
 
-    @property
-    def references(self) -> frozenset[str]:
-        """Every id the waiting event names: it is retried when one of them appears."""
-        return references_of(self.item.envelope)
+    @classmethod
+    def of(cls, item: Item, reason: Reason, message: str) -> Waiting:
+        return cls(item, reason, message, references_of(item.envelope))
 
 
 def references_of(envelope: bytes) -> frozenset[str]:
@@ -303,7 +304,7 @@ def _try(
         outcome = admit(pending, item.envelope, head=decision.head, context=context)
     except DataError as exc:
         if exc.reason in DEFERRABLE:
-            decision.waiting.append(Waiting(item, exc.reason, exc.message))
+            decision.waiting.append(Waiting.of(item, exc.reason, exc.message))
         else:
             decision.refused.append(Refused(item, exc))
         return None

@@ -625,7 +625,8 @@ class LedgerStore:
     def waiting(conn: Connection) -> list[Waiting]:
         rows = conn.execute(select(waiting_events).order_by(waiting_events.c.position)).all()
         return [
-            Waiting(Item(r.position, bytes(r.envelope)), Reason(r.reason), r.message) for r in rows
+            Waiting.of(Item(r.position, bytes(r.envelope)), Reason(r.reason), r.message)
+            for r in rows
         ]
 
     @staticmethod
@@ -827,3 +828,83 @@ def checkpoint_at_least(conn: Connection, size: int) -> StoredCheckpoint | None:
 
 def save_checkpoint(conn: Connection, checkpoint: StoredCheckpoint) -> None:
     conn.execute(insert(checkpoints).values(**_fields(checkpoint)))
+
+
+_NODE_HASH = select(merkle_nodes.c.hash).where(
+    merkle_nodes.c.level == bindparam("level"), merkle_nodes.c.idx == bindparam("idx")
+)
+
+
+def prepared_node_reader(conn: Connection) -> Callable[[int, int], bytes]:
+    """:func:`node_reader` over one prebuilt statement with bound parameters.
+
+    A proof reads up to ``2 log2 n`` nodes. Building a ``select`` per read (SQLAlchemy then
+    constructs the statement and walks it for its cache key) costs about 100 µs a read on
+    SQLite, five times the indexed lookup itself (benchmarks/proofs.py); proof serving and the
+    witness read through this instead.
+    """
+
+    def get_node(level: int, index: int) -> bytes:
+        found = conn.execute(_NODE_HASH, {"level": level, "idx": index}).scalar()
+        if found is None:
+            raise StoreError(f"Merkle node ({level}, {index}) is not stored")
+        return bytes(found)
+
+    return get_node
+
+
+# --- reads for certificates and traces (verification/store_reader.py) ---------------------------
+
+_IN_CHUNK = 500
+"""Ids per ``IN (...)`` clause: well below SQLite's and PostgreSQL's parameter limits."""
+
+
+def envelopes_at(conn: Connection, seqs: Iterable[int]) -> dict[int, bytes]:
+    """The stored envelope bytes of entries ``seqs`` (those that exist)."""
+    wanted = sorted(set(seqs))
+    found: dict[int, bytes] = {}
+    for start in range(0, len(wanted), _IN_CHUNK):
+        chunk = wanted[start : start + _IN_CHUNK]
+        rows = conn.execute(
+            select(entries.c.seq, entries.c.envelope).where(entries.c.seq.in_(chunk))
+        ).all()
+        found.update((r.seq, bytes(r.envelope)) for r in rows)
+    return found
+
+
+def entries_of_types(conn: Connection, event_types: Sequence[str]) -> list[tuple[int, bytes]]:
+    """(seq, envelope) of every entry of the given ``event_type`` names, in seq order."""
+    rows = conn.execute(
+        select(entries.c.seq, entries.c.envelope)
+        .where(entries.c.event_type.in_(list(event_types)))
+        .order_by(entries.c.seq)
+    ).all()
+    return [(r.seq, bytes(r.envelope)) for r in rows]
+
+
+def mass_balance_transformation_seqs(conn: Connection, site_id: str) -> list[int]:
+    """Entries of MASS_BALANCE transformations at ``site_id`` (via the batches they made)."""
+    rows = conn.execute(
+        select(batches.c.created_seq)
+        .join(entries, entries.c.seq == batches.c.created_seq)
+        .where(
+            batches.c.site_id == site_id,
+            batches.c.custody_model == CustodyModel.MASS_BALANCE.value,
+            entries.c.event_type == "BatchTransformed",
+        )
+        .distinct()
+        .order_by(batches.c.created_seq)
+    ).all()
+    return [r.created_seq for r in rows]
+
+
+def child_batch_ids(conn: Connection, batch_id: str) -> list[str]:
+    """Batches made (partly) from ``batch_id``, in ledger order."""
+    rows = conn.execute(
+        select(batches.c.batch_id, batches.c.created_seq)
+        .join(batch_parents, batch_parents.c.batch_id == batches.c.batch_id)
+        .where(batch_parents.c.parent_id == batch_id)
+        .distinct()
+        .order_by(batches.c.created_seq, batches.c.batch_id)
+    ).all()
+    return [r.batch_id for r in rows]

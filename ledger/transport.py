@@ -102,25 +102,43 @@ def describe_broker(bootstrap: str, timeout_ms: int = 5_000) -> BrokerInfo:
     )
 
 
+class EndOffsets:
+    """Reads high-water marks through one long-lived consumer (the until-idle check polls
+    twice a second; a new connection per poll costs more than the poll)."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self._bootstrap = bootstrap
+        self._consumer: KafkaConsumer | None = None
+
+    def of(self, topic: str) -> dict[int, int]:
+        """The next offset to be written in each partition of ``topic``."""
+        try:
+            if self._consumer is None:
+                self._consumer = KafkaConsumer(
+                    bootstrap_servers=self._bootstrap,
+                    client_id="cehub-offsets",
+                    request_timeout_ms=10_000,
+                    enable_auto_commit=False,
+                )
+            partitions = self._consumer.partitions_for_topic(topic) or set()
+            tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+            return {tp.partition: off for tp, off in self._consumer.end_offsets(tps).items()}
+        except KafkaError as exc:
+            raise TransportError(f"cannot read end offsets of {topic}: {exc}") from exc
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+
 def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
     """The next offset to be written in each partition of ``topic`` (its high-water marks)."""
+    reader = EndOffsets(bootstrap)
     try:
-        consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap,
-            client_id="cehub-offsets",
-            request_timeout_ms=10_000,
-            enable_auto_commit=False,
-        )
-    except KafkaError as exc:
-        raise TransportError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
-    try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        return {tp.partition: offset for tp, offset in consumer.end_offsets(tps).items()}
-    except KafkaError as exc:
-        raise TransportError(f"cannot read end offsets of {topic}: {exc}") from exc
+        return reader.of(topic)
     finally:
-        consumer.close()
+        reader.close()
 
 
 @dataclass(frozen=True, slots=True)
