@@ -29,7 +29,14 @@ from consumers.stages import (
 from consumers.worker import run_worker
 from ledger.config import Settings
 from ledger.store import LedgerStore, Rejection
-from ledger.transport import EndOffsets, Record, ensure_topics, ledger_topics, read_range
+from ledger.transport import (
+    EndOffsets,
+    Record,
+    ensure_topics,
+    ledger_topics,
+    publish_values,
+    read_range,
+)
 from ledger.wiring import ledger_key, open_store, rule_context
 
 VERIFY_BATCH = 500
@@ -120,16 +127,24 @@ def build_hub_app(
     checkpoints_topic = raw_topic("checkpoints")
 
     async def publish(output: StageOutput) -> None:
+        # Straight to faust's producer (aiokafka underneath) rather than Topic.send: the
+        # records are bytes already, and Topic.send's per-message layers (FutureMessage,
+        # serializers, callbacks) cost as much as the send itself (docs/performance.md).
+        producer = await app.maybe_start_producer()
         pending = []
+
+        async def send(topic: faust.TopicT, key: bytes | None, value: bytes) -> None:
+            name = topic.get_topic_name()
+            pending.append(await producer.send(name, key, value, None, None, None))
+
         for record in output.forward:
-            pending.append(await verified_topic.send(key=record.key, value=record.value))
+            await send(verified_topic, record.key, record.value)
         for rejection in output.rejections:
-            pending.append(await rejected_topic.send(value=rejection_json(rejection)))
+            await send(rejected_topic, None, rejection_json(rejection))
         for receipt in output.receipts:
-            key = receipt.producer_id.encode()
-            pending.append(await receipts_topic.send(key=key, value=receipt_json(receipt)))
+            await send(receipts_topic, receipt.producer_id.encode(), receipt_json(receipt))
         for note in output.checkpoints:
-            pending.append(await checkpoints_topic.send(value=note))
+            await send(checkpoints_topic, None, note)
         for future in pending:
             await future  # the broker acknowledged it
 
@@ -204,6 +219,8 @@ def run_hub(settings: Settings, *, until_idle: bool = False, loglevel: str = "WA
         )
     finally:
         offsets.close()
-    # A checkpoint that covers everything sequenced, so proofs and certificates can be made
-    # at once (it is published by the next worker's timer or `cehub witness` reads the store).
-    sequencer.checkpoint(force=True)
+    # A checkpoint that covers everything sequenced, so that proofs and certificates can be
+    # made at once; published like the others, so witnesses see the newest tree head too.
+    final = sequencer.checkpoint(force=True)
+    if final:
+        publish_values(settings.bootstrap, settings.topic("checkpoints"), final)

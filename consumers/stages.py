@@ -18,10 +18,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from consumers.checkpoints import Checkpointer
-from ledger.envelope import open_envelope
+from ledger.envelope import VerifiedEvent, open_envelope
 from ledger.errors import DataError, Reason, SignatureError
 from ledger.rules import LedgerKeyring, RuleContext
-from ledger.sequencer import Accepted, Head, Item, PendingBatch, sequence_items
+from ledger.sequencer import (
+    Accepted,
+    Head,
+    Item,
+    Lookups,
+    PendingBatch,
+    lookups_of,
+    sequence_items,
+)
 from ledger.store import LedgerStore, Position, Rejection, SqlLedgerView
 from ledger.transport import Record
 
@@ -107,26 +115,37 @@ class VerifyStage:
         duplicates = 0
         with self._store.reading() as view:
             keyring = LedgerKeyring(view, self._context.authority_keys)
+            opened: list[tuple[Record, VerifiedEvent | None]] = []
             for record in todo:
                 try:
-                    verified = open_envelope(record.value, keyring)
+                    opened.append((record, open_envelope(record.value, keyring)))
                 except SignatureError as exc:
                     if exc.reason in (Reason.UNKNOWN_KEY, Reason.REVOKED_KEY):
                         # The key's enrolment may still be on its way through another
                         # partition, or this is a redelivery of an event accepted before its
                         # key was revoked: the sequencer, which sees the ledger in order,
                         # decides.
-                        forward.append(record)
+                        opened.append((record, None))
                     else:
                         rejected.append(_rejection(VERIFY_STAGE, record, exc))
-                    continue
                 except DataError as exc:
                     rejected.append(_rejection(VERIFY_STAGE, record, exc))
-                    continue
-                header = verified.event.header
-                if _already_accepted(view, header.producer_id, header.event_id):
-                    duplicates += 1
-                    continue
+            # One query per producer instead of one per event (docs/performance.md).
+            view.prefetch(
+                Lookups(
+                    events=frozenset(
+                        (v.event.header.producer_id, v.event.header.event_id)
+                        for _r, v in opened
+                        if v is not None
+                    )
+                )
+            )
+            for record, verified in opened:
+                if verified is not None:
+                    header = verified.event.header
+                    if _already_accepted(view, header.producer_id, header.event_id):
+                        duplicates += 1
+                        continue
                 forward.append(record)
         if rejected:
             with self._store.transaction() as conn:
@@ -177,12 +196,18 @@ class SequencerStage:
         source = {r.offset: r for r in todo}
         with self._store.transaction() as conn:
             head = self._store.head(conn)
-            pending = PendingBatch(SqlLedgerView(conn))
+            waiting = self._store.waiting(conn)
+            view = SqlLedgerView(conn)
+            # Ask the store for the whole batch at once what admit() asks per envelope.
+            view.prefetch(
+                lookups_of([*(r.value for r in todo), *(w.item.envelope for w in waiting)])
+            )
+            pending = PendingBatch(view)
             decision = sequence_items(
                 pending,
                 [Item(r.offset, r.value) for r in todo],
                 head=head,
-                waiting=self._store.waiting(conn),
+                waiting=waiting,
                 context=self._context,
             )
             rejected = [

@@ -11,7 +11,7 @@ single writer; docs/performance.md measures it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields, is_dataclass
 from typing import Protocol
 
@@ -233,16 +233,66 @@ def references_of(envelope: bytes) -> frozenset[str]:
 
 
 def _ids_in(record: object) -> Iterator[str]:
+    for _name, value in _named_ids(record):
+        yield value
+
+
+def _named_ids(record: object) -> Iterator[tuple[str, str]]:
+    """(field name, value) of every ``*_id`` string field of ``record``, nested ones too."""
     for f in fields(record):  # type: ignore[arg-type]
         value = getattr(record, f.name)
         if isinstance(value, str) and f.name.endswith("_id"):
-            yield value
+            yield f.name, value
         elif is_dataclass(value):
-            yield from _ids_in(value)
+            yield from _named_ids(value)
         elif isinstance(value, tuple):
             for item in value:
                 if is_dataclass(item):
-                    yield from _ids_in(item)
+                    yield from _named_ids(item)
+
+
+@dataclass(frozen=True, slots=True)
+class Lookups:
+    """What deciding a batch of envelopes will ask the committed ledger, asked in advance.
+
+    The sequencer decides one envelope at a time, and each asks whether its event id or its
+    producer sequence number is taken and whether the batches and shipments it names exist:
+    one indexed query each, a network round trip each on PostgreSQL. A store answers these
+    for a whole batch in a few ``IN`` queries (:meth:`ledger.store.SqlLedgerView.prefetch`).
+    Read from the envelopes *without* checking their signatures: it only warms a cache of
+    committed rows; every decision is still taken by :func:`admit` on verified content.
+    """
+
+    events: frozenset[tuple[str, str]] = frozenset()
+    """(producer id, event id)"""
+    producer_seqs: frozenset[tuple[str, int]] = frozenset()
+    """(producer id, producer sequence number)"""
+    batch_ids: frozenset[str] = frozenset()
+    shipment_ids: frozenset[str] = frozenset()
+
+
+def lookups_of(envelopes: Iterable[bytes]) -> Lookups:
+    """The :class:`Lookups` of ``envelopes``; those that do not decode are left out."""
+    events: set[tuple[str, str]] = set()
+    producer_seqs: set[tuple[str, int]] = set()
+    ids: dict[str, set[str]] = {"batch_id": set(), "shipment_id": set()}
+    for envelope in envelopes:
+        try:
+            event = decode_event(decode_envelope(envelope).payload)
+        except DataError:
+            continue
+        header = event.header
+        events.add((header.producer_id, header.event_id))
+        producer_seqs.add((header.producer_id, header.producer_seq))
+        for name, value in _named_ids(event):
+            if name in ids:
+                ids[name].add(value)
+    return Lookups(
+        frozenset(events),
+        frozenset(producer_seqs),
+        frozenset(ids["batch_id"]),
+        frozenset(ids["shipment_id"]),
+    )
 
 
 def provided_by(changes: Changes) -> frozenset[str]:

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -189,3 +189,18 @@ def read_range(bootstrap: str, topic: str, partition: int, start: int, end: int)
     finally:
         consumer.close()
     return records
+
+
+def publish_values(bootstrap: str, topic: str, values: Iterable[bytes]) -> None:
+    """Send ``values`` to ``topic`` and wait for the broker's acknowledgement of each."""
+    try:
+        producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    except KafkaError as exc:
+        raise TransportError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+    try:
+        for future in [producer.send(topic, value=value) for value in values]:
+            future.get(timeout=30)
+    except KafkaError as exc:
+        raise TransportError(f"publishing to {topic} failed: {exc}") from exc
+    finally:
+        producer.close()

@@ -263,13 +263,34 @@ def decode_event(data: bytes, registry: SchemaRegistry | None = None) -> Event:
         EncodingError(UNDECODABLE_PAYLOAD): anything else wrong with the bytes, including a
             known schema that is not an event. Never any other exception.
     """
-    name, datum = (registry or default_registry()).decode(data)
+    if registry is None and type(data) is bytes:
+        return _decode_default_event(data)
+    return _decode_event(data, registry or default_registry())
+
+
+def _decode_event(data: bytes, registry: SchemaRegistry) -> Event:
+    name, datum = registry.decode(data)
     if name not in EVENT_TYPES:
         raise EncodingError(Reason.UNDECODABLE_PAYLOAD, f"{name} is not an event")
     try:
         return event_from_avro(name, datum)
     except Exception as exc:
         raise EncodingError(Reason.UNDECODABLE_PAYLOAD, f"{name}: {exc}") from exc
+
+
+DECODED_CACHE_SIZE = 4096
+"""Envelopes and events kept decoded, by their exact bytes (default registry only).
+
+A hub worker decodes each envelope in its verify stage and again in its sequencer, which
+also reads the ids of a whole batch before deciding it (docs/performance.md). Decoding is a
+pure function of the bytes and the records are immutable, so a repeat is answered from here;
+signatures are still checked on every call of :func:`ledger.envelope.open_envelope`. Bytes
+that fail to decode are not cached (they raise again)."""
+
+
+@functools.lru_cache(maxsize=DECODED_CACHE_SIZE)
+def _decode_default_event(data: bytes) -> Event:
+    return _decode_event(data, default_registry())
 
 
 def encode_envelope(envelope: Envelope, registry: SchemaRegistry | None = None) -> bytes:
@@ -284,8 +305,19 @@ def decode_envelope(data: bytes, registry: SchemaRegistry | None = None) -> Enve
         EncodingError(UNKNOWN_SCHEMA): unknown writer schema fingerprint.
         EncodingError(MALFORMED_ENVELOPE): anything else. Never any other exception.
     """
+    if registry is None and type(data) is bytes:
+        return _decode_default_envelope(data)
+    return _decode_envelope(data, registry or default_registry())
+
+
+@functools.lru_cache(maxsize=DECODED_CACHE_SIZE)
+def _decode_default_envelope(data: bytes) -> Envelope:
+    return _decode_envelope(data, default_registry())
+
+
+def _decode_envelope(data: bytes, registry: SchemaRegistry) -> Envelope:
     try:
-        name, datum = (registry or default_registry()).decode(data)
+        name, datum = registry.decode(data)
     except EncodingError as exc:
         if exc.reason is Reason.UNKNOWN_SCHEMA:
             raise
