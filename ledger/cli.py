@@ -161,11 +161,13 @@ def smoke(settings: Settings, count: int, timeout: float) -> None:
 @click.pass_context
 def demo(ctx: click.Context) -> None:
     """Run the end-to-end demo on the embedded defaults (local broker, SQLite in ./var)."""
+    # The Saraburi pilot through the real commands, in a fresh folder <data-dir>/demo/<time>/
+    # with its own SQLite store and topic prefix (verification/demo.py); it ends with a
+    # certificate verified offline.
+    from verification.demo import run_demo
+
     settings: Settings = ctx.obj
-    click.echo("== CE Hub Ledger demo ==")
-    click.echo(f"Kafka {settings.bootstrap}, store {settings.effective_database_url}")
-    ctx.invoke(status)
-    ctx.invoke(smoke, count=100, timeout=120.0)
+    sys.exit(run_demo(data_dir=settings.data_dir, bootstrap=settings.bootstrap, echo=click.echo))
 
 
 @cli.command()
