@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 from collections.abc import Callable
+from pathlib import Path
 
 import faust
 
@@ -29,6 +30,8 @@ def run_worker(
     loglevel: str = "WARNING",
 ) -> None:
     """Run ``app`` until SIGTERM/SIGINT, or, with ``caught_up``, until it returns True twice."""
+    # faust keeps its own state in the app's datadir and fails at start if it is missing.
+    Path(str(app.conf.datadir)).mkdir(parents=True, exist_ok=True)
     if caught_up is not None:
         _install_idle_stop(app, caught_up)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
