@@ -10,9 +10,13 @@ callers must treat them differently (as python-tuf and httpx do)::
     │   ├── EncodingError         malformed envelope, unknown schema, Avro that does not decode
     │   ├── SignatureError        bad signature, unknown or revoked key
     │   ├── ChainError            an entry whose hash does not link to its predecessor
+    │   │   └── AuditError        (ledger/audit.py) the store diverges from its entries
     │   ├── ProofError            Merkle inclusion / consistency proof, checkpoint note
     │   ├── RuleViolation         a business rule of the supply chain (DESIGN.md section 5)
     │   └── CertificateError      a recycled-content certificate that does not verify
+    │       ├── CertificateCheckFailed   (verification/certificate.py) names check and seq
+    │       ├── ProvenanceError          (verification/graph.py) evidence graph incomplete
+    │       └── MassBalanceError         (verification/claims.py) credit replay fails
     └── InfrastructureError       the world failed, not the data: retried, never dead-lettered
         ├── StoreError            the SQL store (SQLAlchemy errors are translated into this)
         └── TransportError        Kafka (kafka-python / aiokafka errors are translated into this)
