@@ -26,7 +26,7 @@ from consumers.stages import (
     StageOutput,
     VerifyStage,
 )
-from consumers.worker import run_worker
+from consumers.worker import project_app, run_worker
 from ledger.config import Settings
 from ledger.store import LedgerStore, Rejection
 from ledger.transport import (
@@ -101,21 +101,7 @@ def build_hub_app(
     The consumer group is named after the store's ledger id: workers of one ledger share it,
     and a fresh store starts from the beginning of the topics instead of inheriting offsets.
     """
-    app = faust.App(
-        f"{settings.topic_prefix}-hub-{ledger_id}",
-        broker=f"kafka://{settings.bootstrap}",
-        store="memory://",
-        web_enabled=False,
-        topic_disable_leader=True,
-        topic_allow_declare=False,
-        consumer_auto_offset_reset="earliest",
-        producer_acks=-1,
-        datadir=str(settings.data_dir / "faust"),
-        # A killed worker's partitions move to a live one after this long (Kafka's default
-        # is 45 s); heartbeats every 3 s keep a healthy worker well inside it.
-        broker_session_timeout=10.0,
-        broker_heartbeat_interval=3.0,
-    )
+    app = project_app(settings, f"{settings.topic_prefix}-hub-{ledger_id}")
 
     def raw_topic(name: str) -> faust.TopicT:
         return app.topic(settings.topic(name), key_serializer="raw", value_serializer="raw")

@@ -16,7 +16,7 @@ from faust.streams import Stream
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
-from consumers.worker import run_worker
+from consumers.worker import project_app, run_worker
 from ledger.config import Settings
 from ledger.errors import TransportError
 from ledger.sqlstore import SmokeStore, open_engine
@@ -27,16 +27,7 @@ SMOKE_BATCH = 200
 
 def build_smoke_app(settings: Settings, store: SmokeStore, topic_name: str) -> faust.App:
     """A faust app whose one agent stores each record of ``topic_name`` exactly once."""
-    app = faust.App(
-        f"{settings.topic_prefix}-smoke",
-        broker=f"kafka://{settings.bootstrap}",
-        store="memory://",
-        web_enabled=False,
-        topic_disable_leader=True,
-        topic_allow_declare=False,
-        consumer_auto_offset_reset="earliest",
-        datadir=str(settings.data_dir / "faust"),
-    )
+    app = project_app(settings, f"{settings.topic_prefix}-smoke")
     topic = app.topic(topic_name, key_serializer="raw", value_serializer="raw")
 
     @app.agent(topic)
