@@ -15,6 +15,11 @@ from benchmarks.common import Config
 
 BENCHMARKS = {
     "proofs": "benchmarks.proofs",
+    "producer": "benchmarks.producer",
+    "ingest": "benchmarks.ingest",
+    "scale": "benchmarks.scale",
+    "profile": "benchmarks.profile",
+    "levers": "benchmarks.levers",
 }
 """Benchmark name -> module (``NAME``, ``DEFAULT_SIZES``, ``run(config)``; optionally
 ``DEFAULT_SAMPLES``)."""

@@ -345,14 +345,17 @@ class SqlLedgerView:
             by_seq.setdefault(producer_id, []).append(producer_seq)
         for producer_id, seqs in by_seq.items():
             self._fetch("producer_seq", _Q_PRODUCER_SEQS_IN, seqs, "producer_seq", producer_id)
-        found = self._fetch("batch", _Q_BATCHES_IN, lookups.batch_ids, "batch_id")
+        # A shipment's id is also the id of the batch its receipt creates, and the rules
+        # check both tables for either (``ledger.rules._require_new_batch``).
+        both = lookups.batch_ids | lookups.shipment_ids
+        found = self._fetch("batch", _Q_BATCHES_IN, both, "batch_id")
         parents: dict[object, list[object]] = {batch_id: [] for batch_id in found}
         for chunk in _chunks(found, _IN_CHUNK):
             for row in self._conn.execute(_Q_PARENTS_IN, {"ids": chunk}):
                 parents[row.batch_id].append(row)
         for batch_id, rows in parents.items():
             self._memo[("parents", (batch_id,))] = rows
-        self._fetch("shipment", _Q_SHIPMENTS_IN, lookups.shipment_ids, "shipment_id")
+        self._fetch("shipment", _Q_SHIPMENTS_IN, both, "shipment_id")
 
     def _fetch(
         self,
