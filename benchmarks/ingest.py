@@ -1,8 +1,9 @@
 """Ingest end to end: signed events on Kafka -> verify stage -> sequencer -> committed entries.
 
-Per size, the workload (``benchmarks/workload.py``) is sent once to a topic prefix of its own,
-keyed by producer as the emitter sends it. Then, ``--samples`` times and side by side in that
-order, each configuration reads the same topic from its start:
+Per size, the workload (``benchmarks/workload.py``) is sent to a topic prefix of its own,
+keyed by producer as the emitter sends it, and again to a new prefix for every hub run (a hub
+writes to its prefix's verified topic, which must start empty). Then, ``--samples`` times and
+side by side in that order, each configuration reads its events topic from the start:
 
 * **bare**: a plain kafka-python consumer on the events topic that only decodes and checks
   signatures (:func:`ledger.envelope.open_envelope` against a
@@ -122,6 +123,11 @@ def _hub(
     workload: Scenario,
 ) -> dict[str, Any]:
     expected = len(workload.envelopes)
+    # A topic prefix of its own: a run's verify stage appends to <prefix>.verified, which the
+    # next run's sequencer (a new consumer group) would otherwise read from the start first.
+    prefix = new_prefix(NAME)
+    send(BOOTSTRAP, prefix, workload.envelopes)
+    env = {**env, "CEHUB_TOPIC_PREFIX": prefix}
     run_dir = Path(tempfile.mkdtemp(prefix=f"{backend}-{workers}w-", dir=folder))
     dirs = [run_dir / f"worker-{n}" for n in range(workers)]
     for d in dirs:

@@ -157,7 +157,11 @@ def markdown(report: dict[str, Any]) -> str:
         f"{report['samples']} samples alternating between versions; events/s, medians "
         f"(speed-up: median of per-sample ratios to `{names[0]}`).",
         "",
-        "Versions: " + ", ".join(f"`{n}` = {v}" for n, v in r["versions"].items()) + ".",
+        "Versions: "
+        + ", ".join(
+            f"`{n}` = {'the working tree' if v == '.' else v}" for n, v in r["versions"].items()
+        )
+        + ".",
         "",
         "| measure | " + " | ".join(names) + " |",
         "|---|" + "---:|" * len(names),
